@@ -48,7 +48,7 @@ class ModelConfig:
   rope_theta: float = 10_000.0
   dtype: str = "float32"         # compute dtype
   param_dtype: str = "float32"   # storage dtype of the parameters
-  remat: str = "none"            # none | full | dots (save matmul outputs)
+  remat: str = "none"            # none | full (recompute all) | dots (keep matmul outputs)
 
   def __post_init__(self):
     for key in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len"):
