@@ -211,6 +211,28 @@ def _dense_stats(B, S, n_layers) -> ForwardStats:
                       jnp.zeros((0, B, S), bool), jnp.zeros((), jnp.float32))
 
 
+def _router_logits(route, routers, x_BxSxD, score_BxS):
+  """Per-token logits [B, S] of one routed block: `logit` ranks tokens for
+  top-k and scales the update through the gate; `causal` is the decision
+  used at inference (route iff > 0), trained by the aux loss on
+  stop-gradient inputs.
+  """
+  h_BxSxD = rms_norm(x_BxSxD).astype(jnp.float32)
+  h_sg = jax.lax.stop_gradient(h_BxSxD)
+  if route.policy == "mod":
+    logit = h_BxSxD @ routers["router_D"]
+  else:  # depth: the embedding score, shared by every routed block
+    logit = score_BxS
+  if route.causal_predictor == "mlp":
+    causal = jax.nn.gelu(h_sg @ routers["pred_in_DxP"]) @ routers["pred_out_P"]
+  elif route.policy == "mod":
+    causal = h_sg @ routers["router_D"]
+  else:
+    causal = (jnp.exp(routers["log_scale"]) *
+              (jax.lax.stop_gradient(score_BxS) - routers["threshold"]))
+  return logit, causal
+
+
 def _routed_group(carry, xs, *, k, R, mode, route, pos_BxS, score_BxS, update):
   """One scan step: R-1 dense blocks, then one routed block."""
   x_BxSxD, prev_sel_BxS = carry
@@ -221,19 +243,8 @@ def _routed_group(carry, xs, *, k, R, mode, route, pos_BxS, score_BxS, update):
   routed_update = update(jax.tree.map(lambda a: a[R - 1], blocks))
   S = x_BxSxD.shape[1]
 
-  # Logits: `select` ranks tokens for top-k, `gate_logit` scales the update,
-  # `causal` is the per-token decision used at inference (sign > 0 = route).
-  h_sg = jax.lax.stop_gradient(rms_norm(x_BxSxD).astype(jnp.float32))
-  if route.policy == "mod":
-    h = rms_norm(x_BxSxD).astype(jnp.float32)
-    gate_logit = select = h @ routers["router_D"]
-    causal = h_sg @ routers["router_D"]
-  else:
-    gate_logit = select = score_BxS
-    causal = (jnp.exp(routers["log_scale"]) *
-              (jax.lax.stop_gradient(score_BxS) - routers["threshold"]))
-  if route.causal_predictor == "mlp":
-    causal = jax.nn.gelu(h_sg @ routers["pred_in_DxP"]) @ routers["pred_out_P"]
+  logit, causal = _router_logits(route, routers, x_BxSxD, score_BxS)
+  select = logit
   if key is not None:  # probabilistic gating: explore near the top-k border
     select = select + route.noise * jax.random.normal(key, select.shape)
 
@@ -242,7 +253,7 @@ def _routed_group(carry, xs, *, k, R, mode, route, pos_BxS, score_BxS, update):
   sel_causal_BxS = causal > 0
   if route.policy == "depth":  # nested: once dropped, a token stays out
     sel_causal_BxS &= prev_sel_BxS
-  g_BxS = routing.gate(gate_logit, route.gate)
+  g_BxS = routing.gate(logit, route.gate)
   if mode == "topk":
     x_BxSxD = routing.apply_top_k(x_BxSxD, pos_BxS, idx_BxK, g_BxS, routed_update)
     sel_BxS = in_top_k_BxS
