@@ -222,7 +222,7 @@ class DataConfig:
   seq_len: int = 128
   batch_size: int = 16
   word_level: bool = False          # also report word-level perplexity
-  probe_alphabet: int = 64          # tokens of the probe's counting stream
+  probe_alphabet: int = 16          # tokens of the probe's counting stream
   probe_hard_rate: float = 0.1      # chance a position is followed by a query
 
   def __post_init__(self):
@@ -289,9 +289,11 @@ class TrainConfig:
   eval_batches: int = 4
   progress: str = "auto"           # bar on a terminal, plain lines otherwise
   tensorboard: bool = True         # event files when a writer is installed
+  stop_at_step: int = 0            # save and stop here, as if preempted
 
   def __post_init__(self):
     _positive_int("train.steps", self.steps)
+    _positive_int("train.stop_at_step", self.stop_at_step, zero_ok=True)
     _positive_int("train.log_every", self.log_every)
     _positive_int("train.eval_every", self.eval_every, zero_ok=True)
     _positive_int("train.eval_batches", self.eval_batches)

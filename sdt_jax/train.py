@@ -272,9 +272,10 @@ def train(cfg: Config, stream=None) -> int:
       flops_total += flops_per_step[capacity]
       log.advance()
       stop = signals.received is not None
-      saving = (stop or step == total_steps or
+      pause = step == cfg.train.stop_at_step and step < total_steps
+      saving = (stop or pause or step == total_steps or
                 (cfg.checkpoint.every and step % cfg.checkpoint.every == 0))
-      if step % cfg.train.log_every == 0 or saving:
+      if step % cfg.train.log_every == 0 or saving or step == start + 1:
         bad = int(state["bad_step"])
         if bad >= 0:
           ckpts.wait()
@@ -302,7 +303,7 @@ def train(cfg: Config, stream=None) -> int:
         first_loss = first_loss if first_loss is not None else last["loss"]
         log.train(last)
       if (cfg.train.eval_every and step % cfg.train.eval_every == 0 and
-          step < total_steps and not stop):
+          step < total_steps and not (stop or pause)):
         run_eval(step)
       if saving:
         ckpts.save(step, state, meta())
@@ -312,6 +313,11 @@ def train(cfg: Config, stream=None) -> int:
         log.print(f"sdt_jax.train: received {name}; saved step {step} to "
                   f"{ckpts.directory}; rerun the same command to resume")
         code = 128 + signals.received
+        break
+      if pause:
+        ckpts.wait()
+        log.print(f"sdt_jax.train: stopped at train.stop_at_step={step}; saved "
+                  f"to {ckpts.directory}; rerun without it to resume")
         break
 
   if code == 0 and step >= total_steps:

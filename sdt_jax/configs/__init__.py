@@ -130,7 +130,8 @@ def _hints(cls) -> dict[str, Any]:
 def _unknown(key: str) -> ConfigError:
   near = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
   hint = f"; did you mean {near[0]}?" if near else (
-      "; see the keys in sdt_jax/configs/tiny.yaml")
+      "; the sections are model, routing, data, optim, train, mesh, "
+      "checkpoint, plus workdir and seed")
   return ConfigError(f"unknown key {key}{hint}")
 
 
@@ -143,6 +144,9 @@ def _build(cls, tree, prefix: str):
   for name, value in tree.items():
     key = f"{prefix}{name}"
     if name not in hints:
+      while isinstance(value, dict) and value:  # name the full dotted key
+        name, value = next(iter(value.items()))
+        key = f"{key}.{name}"
       raise _unknown(key)
     tp = hints[name]
     if dataclasses.is_dataclass(tp):
@@ -188,6 +192,11 @@ def _coerce(key: str, value, tp):
       raise bad
     return int(value)
   if tp is float:
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+      try:
+        value = float(value)
+      except ValueError:
+        raise bad from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       raise bad
     return float(value)

@@ -109,9 +109,9 @@ def _raw_text(cfg: DataConfig, split: str) -> tuple[str, str]:
              "test": cfg.test_files}[split]
     key = f"data.{split}_files"
     if not files and split == "valid" and cfg.valid_fraction > 0:
-      train, _ = _raw_text(cfg, "train")
-      tail = _split_tail(train[0], cfg.valid_fraction)[1]
-      return tail, f"the last {cfg.valid_fraction:g} of {train[1]}"
+      train, where = _raw_text(cfg, "train")
+      tail = _split_tail(train, cfg.valid_fraction)[1]
+      return tail, f"the last {cfg.valid_fraction:g} of {where}"
     if not files:
       raise DataError(f"{key} is empty; name the {split} files")
     body, paths = text.read_files(files, key)
@@ -136,8 +136,10 @@ def load_corpus(cfg: DataConfig, split: str, tokenizer=None) -> Corpus:
   when validation comes from `valid_fraction`."""
   tokenizer = tokenizer or load_tokenizer(cfg.tokenizer)
   body, where = _raw_text(cfg, split)
-  held_out = (split == "train" and cfg.valid_fraction > 0 and
-              (cfg.source == "text" and not cfg.valid_files))
+  held_out = split == "train" and cfg.valid_fraction > 0 and (
+      not cfg.valid_files if cfg.source == "text" else
+      hf.load_split_text(cfg.hf_name, cfg.hf_config, cfg.hf_valid_split,
+                         cfg.hf_text_field) is None)
   if held_out:
     body = _split_tail(body, cfg.valid_fraction)[0]
   tokens = tokenizer.encode(body)
@@ -179,10 +181,10 @@ def build_data(cfg: Config, process_index: int = 0,
                 probe.probe_vocab(d.probe_alphabet), None, True)
   tokenizer = load_tokenizer(d.tokenizer)
   train = load_corpus(d, "train", tokenizer)
-  valid = load_corpus(d, "valid", tokenizer)
   train_it = WindowBatches(train.tokens, seq_len=d.seq_len,
                            batch_size=d.batch_size, seed=cfg.seed,
                            where=f"the train data ({train.where})", **shard)
+  valid = load_corpus(d, "valid", tokenizer)
   valid_it = WindowBatches(valid.tokens, seq_len=d.seq_len,
                            batch_size=d.batch_size, seed=cfg.seed,
                            shuffle=False,

@@ -48,7 +48,8 @@ def probe_example(index: int, *, seed: int, split: str, seq_len: int,
   t = 1
   while t < seq_len - 1:
     if t + 2 < seq_len and draws[t] < hard_rate:
-      tokens_S[t + 1], tokens_S[t + 2] = query, key
+      tokens_S[t + 1] = query
+      tokens_S[t + 2] = (key + tokens_S[t]) % alphabet
       hard_S[t + 1] = True
       t += 2
     else:
