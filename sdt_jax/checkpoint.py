@@ -9,7 +9,9 @@ cannot be read is reported on stderr and the one before it is used.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -58,15 +60,32 @@ class Checkpoints:
         jax.block_until_ready(out["state"])
         return step, out["state"], out["meta"]
       except Exception as e:  # corrupt, truncated, missing files
+        if "structures do not match" in str(e):
+          raise CheckpointError(
+              f"checkpoint at step {step} in {self.directory} holds state of "
+              "another shape than this run's (different model or optimiser "
+              "settings); use the settings it was made with or another "
+              "workdir") from None
         older = steps[-i - 2] if i + 1 < len(steps) else None
         then = f"using step {older}" if older is not None else "none is left"
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        moved = self._set_aside(step)
         log(f"checkpoint at step {step} in {self.directory} is unreadable "
-            f"({type(e).__name__}: {reason}); {then}")
+            f"({type(e).__name__}: {reason}); moved it to {moved}; {then}")
     if steps:
       raise CheckpointError(f"no checkpoint in {self.directory} is readable; "
                             "move it away or use another workdir")
     return None
+
+  def _set_aside(self, step: int) -> str:
+    """Move an unreadable step out of the manager's way (kept for
+    inspection, never deleted), so the run can save that step again."""
+    aside = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints",
+                         f"{step}-{int(time.time())}")
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(os.path.join(self.directory, str(step)), aside)
+    self.manager.reload()
+    return aside
 
   def close(self) -> None:
     self.manager.wait_until_finished()

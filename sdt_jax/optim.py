@@ -35,6 +35,7 @@ def make_optimizer(cfg: OptimConfig, total_steps: int
                       weight_decay=cfg.weight_decay,
                       mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2,
                                                        params))
-  if cfg.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw), schedule
-  return adamw, schedule
+  # The same chain with or without clipping, so checkpoints fit either way.
+  clip = (optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0
+          else optax.identity())
+  return optax.chain(clip, adamw), schedule

@@ -3,7 +3,7 @@ with the mesh they run on.
 
 State is a plain pytree, `{"params", "opt_state", "step", "bad_step"}`, so
 Orbax saves it as is; the model is rebuilt inside each step from its
-`nnx.split` graph definition. A non-finite loss leaves parameters and
+`nnx.split` graph definition. A non-finite loss (or update) leaves parameters and
 optimiser state untouched and records the step in `bad_step` (the loop then
 stops), so the last good state is never overwritten.
 """
@@ -52,7 +52,7 @@ def init_state(cfg: Config, tx) -> tuple[nnx.GraphDef, dict]:
   model = SparseDepthTransformer(cfg.model, cfg.routing,
                                  rngs=nnx.Rngs(cfg.seed))
   graphdef, params = nnx.split(model)
-  params = params.to_pure_dict()
+  params = nnx.to_pure_dict(params)
   return graphdef, {"params": params, "opt_state": tx.init(params),
                     "step": jnp.zeros((), jnp.int32),
                     "bad_step": jnp.full((), -1, jnp.int32)}
@@ -78,18 +78,20 @@ def train_step(state, tokens_BxS, *, graphdef, tx, schedule, cfg: Config,
       capacity=capacity, rng=rng)
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
-  ok = jnp.isfinite(total) & (state["bad_step"] < 0)
+  finite = jnp.isfinite(total) & jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+  ok = finite & (state["bad_step"] < 0)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b),
                                        new, old)
   new_state = {
       "params": keep(params, state["params"]),
       "opt_state": keep(opt_state, state["opt_state"]),
       "step": step + 1,
-      "bad_step": jnp.where((state["bad_step"] < 0) & ~jnp.isfinite(total),
+      "bad_step": jnp.where((state["bad_step"] < 0) & ~finite,
                             step + 1, state["bad_step"]),
   }
   metrics = {"loss": lm, "aux_loss": stats.aux_loss,
-             "grad_norm": optax.global_norm(grads), "lr": schedule(step),
+             "grad_norm": optax.tree.norm(grads), "lr": schedule(step),
              "layers_per_token": stats.mean_layers,
              "capacity_use": stats.layer_fraction_R,
              "agreement": stats.agreement_R}
