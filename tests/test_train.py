@@ -38,7 +38,11 @@ def test_tiny_run_logs_checkpoints_and_summary(tmp_path, capsys):
   assert 0 <= summary["probe_hard_share_topk"] <= 1
   assert sorted(os.listdir(wd / "checkpoints"))[:3] == ["12", "3", "6"] or \
       {"12", "9"} <= set(os.listdir(wd / "checkpoints"))
-  assert any(name.startswith("events") for name in os.listdir(wd / "tb"))
+  try:
+    import tensorboard  # noqa: F401  (event files only where it is installed)
+    assert any(name.startswith("events") for name in os.listdir(wd / "tb"))
+  except ImportError:
+    assert not (wd / "tb").exists()
   err = capsys.readouterr().err
   assert "== summary ==" in err and "probe: hard positions" in err
 
@@ -93,8 +97,8 @@ def test_corrupt_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
 
 def test_incompatible_checkpoint_is_one_line(tmp_path, capsys):
   wd = tmp_path / "run"
-  assert train.main(tiny_args(wd, "train.steps=3")) == 0
-  capsys.readouterr()
+  assert train.main(tiny_args(wd, "train.steps=3", "train.progress=bar")) == 0
+  assert "3/3" in capsys.readouterr().err   # the progress bar
   assert train.main(tiny_args(wd, "model.d_model=64")) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and "model.d_model=32" in err

@@ -20,6 +20,7 @@ import numpy as np
 
 from sdt_jax.config import Config, DataConfig
 from sdt_jax.data import hf, probe, text
+from sdt_jax.data.counted import CountedBatches
 from sdt_jax.data.errors import DataError
 from sdt_jax.data.tokenizers import load_tokenizer
 
@@ -33,28 +34,19 @@ class Corpus:
   where: str             # files or dataset it came from, for messages
 
 
-class WindowBatches:
+class WindowBatches(CountedBatches):
   """Endless shuffled batches of packed windows (this process's rows)."""
 
   def __init__(self, tokens: np.ndarray, *, seq_len: int, batch_size: int,
                seed: int, shuffle: bool = True, process_index: int = 0,
                process_count: int = 1, where: str = "data"):
+    super().__init__(batch_size, process_index, process_count)
     self.n_windows = len(tokens) // seq_len
     if self.n_windows == 0:
       raise DataError(f"data.seq_len={seq_len} is longer than {where} "
                       f"({len(tokens)} tokens); lower data.seq_len")
     self.windows_WxS = tokens[:self.n_windows * seq_len].reshape(-1, seq_len)
     self.seed, self.shuffle = seed, shuffle
-    self.global_batch = batch_size
-    self.local_batch = batch_size // process_count
-    self.row0 = process_index * self.local_batch
-    self.batch = 0
-
-  def state(self) -> dict:
-    return {"batch": self.batch}
-
-  def restore(self, state: dict) -> None:
-    self.batch = int(state["batch"])
 
   @functools.lru_cache(maxsize=2)
   def _order(self, epoch: int) -> np.ndarray:
@@ -62,12 +54,8 @@ class WindowBatches:
       return np.arange(self.n_windows)
     return np.random.default_rng((self.seed, epoch)).permutation(self.n_windows)
 
-  def __iter__(self):
-    return self
-
   def __next__(self) -> dict:
-    start = self.batch * self.global_batch + self.row0
-    stream = np.arange(start, start + self.local_batch)
+    stream = np.arange(self.first_row(), self.first_row() + self.local_batch)
     rows = [self._order(int(p // self.n_windows))[p % self.n_windows]
             for p in stream]
     self.batch += 1

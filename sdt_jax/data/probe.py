@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdt_jax.data.counted import CountedBatches
+
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -58,33 +60,18 @@ def probe_example(index: int, *, seed: int, split: str, seq_len: int,
   return tokens_S, hard_S
 
 
-class ProbeBatches:
-  """Endless probe batches; this process's rows of each global batch.
-
-  State: the index of the next global batch.
-  """
+class ProbeBatches(CountedBatches):
+  """Endless probe batches; this process's rows of each global batch."""
 
   def __init__(self, *, seed: int, split: str, seq_len: int, batch_size: int,
                alphabet: int, hard_rate: float, process_index: int = 0,
                process_count: int = 1):
+    super().__init__(batch_size, process_index, process_count)
     self.kw = dict(seed=seed, split=split, seq_len=seq_len, alphabet=alphabet,
                    hard_rate=hard_rate)
-    self.global_batch = batch_size
-    self.local_batch = batch_size // process_count
-    self.row0 = process_index * self.local_batch
-    self.batch = 0
-
-  def state(self) -> dict:
-    return {"batch": self.batch}
-
-  def restore(self, state: dict) -> None:
-    self.batch = int(state["batch"])
-
-  def __iter__(self):
-    return self
 
   def __next__(self) -> dict:
-    first = self.batch * self.global_batch + self.row0
+    first = self.first_row()
     rows = [probe_example(first + i, **self.kw) for i in range(self.local_batch)]
     self.batch += 1
     return {"tokens": np.stack([r[0] for r in rows]),
