@@ -47,9 +47,11 @@ class Checkpoints:
     return self.manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
 
-  def restore_latest(self, abstract_state, log=None):
+  def restore_latest(self, abstract_state, log=None, set_aside: bool = True):
     """(step, state, meta) of the newest readable checkpoint, or None when
-    there is none. Unreadable ones are reported and skipped."""
+    there is none. Unreadable ones are reported, skipped and (with
+    `set_aside`) moved out of the way so that their steps can be saved
+    again."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     steps = self.steps()
     for i, step in enumerate(reversed(steps)):
@@ -69,9 +71,9 @@ class Checkpoints:
         older = steps[-i - 2] if i + 1 < len(steps) else None
         then = f"using step {older}" if older is not None else "none is left"
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        moved = self._set_aside(step)
+        moved = f"moved it to {self._set_aside(step)}; " if set_aside else ""
         log(f"checkpoint at step {step} in {self.directory} is unreadable "
-            f"({type(e).__name__}: {reason}); moved it to {moved}; {then}")
+            f"({type(e).__name__}: {reason}); {moved}{then}")
     if steps:
       raise CheckpointError(f"no checkpoint in {self.directory} is readable; "
                             "move it away or use another workdir")

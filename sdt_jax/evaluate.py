@@ -115,7 +115,7 @@ def load_run(workdir: str, data_overrides=()):
         cfg.model, cfg.routing, rngs=nnx.Rngs(0)))
     graphdef, _ = nnx.split(model)
     abstract = jax.eval_shape(lambda: init_state(cfg, tx)[1])
-    step, state, _ = ckpts.restore_latest(abstract)
+    step, state, _ = ckpts.restore_latest(abstract, set_aside=False)
   finally:
     ckpts.close()
   return cfg, graphdef, state["params"], step

@@ -40,10 +40,10 @@ class RunLog:
 
   def __init__(self, workdir: str, *, total_steps: int, start_step: int,
                progress: str = "auto", tensorboard: bool = True,
-               stream=None):
+               stream=None, metrics: bool = True):
     self.stream = stream or sys.stderr
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self._file = open(self.path, "a", encoding="utf-8")
+    self._file = open(self.path, "a", encoding="utf-8") if metrics else None
     self.bar = None
     use_bar = progress == "bar" or (progress == "auto" and self.stream.isatty())
     self.lines = progress != "none" and not use_bar
@@ -62,6 +62,8 @@ class RunLog:
   def write(self, record: dict) -> None:
     """One JSON object per line; NaN/inf written as strings so the file
     stays valid JSON."""
+    if self._file is None:
+      return
     clean = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
              for k, v in record.items()}
     self._file.write(json.dumps(clean) + "\n")
@@ -111,4 +113,5 @@ class RunLog:
       self.bar.close()
     if self.tb:
       self.tb.close()
-    self._file.close()
+    if self._file is not None:
+      self._file.close()

@@ -43,8 +43,11 @@ USAGE = __doc__.split("\n\n")[0] + """
 
 # Config fields that fix the shape or meaning of saved state: a checkpoint
 # made with other values cannot be resumed.
-RESUME_KEYS = ("model.*", "routing.policy", "routing.route_every",
-               "routing.causal_predictor", "routing.predictor_hidden",
+RESUME_KEYS = ("model.vocab_size", "model.d_model", "model.n_heads",
+               "model.n_layers", "model.mlp_ratio", "model.max_seq_len",
+               "model.rope_theta", "model.param_dtype", "routing.policy",
+               "routing.route_every", "routing.causal_predictor",
+               "routing.predictor_hidden",
                "data.source", "data.tokenizer", "data.probe_alphabet")
 
 
@@ -115,9 +118,7 @@ def check_resume(saved: dict, cfg: Config, workdir: str) -> None:
   """One clear line when a checkpoint's config cannot be resumed here."""
   old, new = _flat(saved), _flat(configs.to_dict(cfg))
   for key in sorted(new):
-    matches = any(key == k or (k.endswith(".*") and key.startswith(k[:-1]))
-                  for k in RESUME_KEYS)
-    if matches and key in old and old[key] != new[key]:
+    if key in RESUME_KEYS and key in old and old[key] != new[key]:
       raise ckpt_lib.CheckpointError(
           f"workdir {workdir} holds checkpoints made with {key}={old[key]!r}, "
           f"not {new[key]!r}; use the same value or another workdir")
@@ -131,15 +132,16 @@ class _Signals:
     self._old = {}
 
   def __enter__(self):
-    if jax.process_count() >= 1:
-      try:
-        for s in (signal.SIGTERM, signal.SIGINT):
-          self._old[s] = signal.signal(s, self._handle)
-      except ValueError:  # not the main thread: leave signals alone
-        pass
+    try:
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self._old[s] = signal.signal(s, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
     return self
 
   def _handle(self, signum, frame):
+    if self.received is not None:  # a second signal: stop now
+      raise KeyboardInterrupt
     self.received = signum
 
   def __exit__(self, *exc):
@@ -232,9 +234,11 @@ def train(cfg: Config, stream=None) -> int:
       f"data {cfg.data.source}, batch {B}x{S}, steps {start}->{total_steps}, "
       f"{len(jax.devices())} {jax.default_backend()} device(s), "
       f"workdir {workdir}")
+  lead = jax.process_index() == 0  # one process writes logs
   log = RunLog(workdir, total_steps=total_steps, start_step=start,
-               progress=cfg.train.progress, tensorboard=cfg.train.tensorboard,
-               stream=stream)
+               progress=cfg.train.progress if lead else "none",
+               tensorboard=cfg.train.tensorboard and lead, stream=stream,
+               metrics=lead)
   eval_steps = {m: make_eval_step(graphdef, mesh, m) for m in ("causal", "topk")}
 
   def meta():
