@@ -3,10 +3,11 @@ probe) for several seeds, one table row each: wall time, loss, validation
 perplexity (causal routing), layers per token, FLOPs vs dense, and the share
 of routed slots at hard positions against their base rate.
 
-  python experiments/probe_seeds.py [SEED ...]      (default: 0 1 2)
+  python experiments/probe_seeds.py [SEED ...] [prefix=runs/probe] [key=value ...]
 
-Runs go to runs/probe_seed{N}; an existing one is resumed (so delete it to
-time a fresh run). Extra key=value arguments go to every run.
+Seeds default to 0 1 2. Runs go to {prefix}_seed{N}; an existing one is
+resumed (delete it to time a fresh run). Other key=value arguments go to
+every run, e.g. 'routing.curriculum=[]' for a fixed capacity.
 """
 
 import json
@@ -21,10 +22,12 @@ from sdt_jax import train  # noqa: E402
 
 def main(argv):
   seeds = [int(a) for a in argv if a.isdigit()] or [0, 1, 2]
-  extra = [a for a in argv if "=" in a]
+  prefix = next((a.split("=", 1)[1] for a in argv if a.startswith("prefix=")),
+                "runs/probe")
+  extra = [a for a in argv if "=" in a and not a.startswith("prefix=")]
   rows = []
   for seed in seeds:
-    workdir = f"runs/probe_seed{seed}"
+    workdir = f"{prefix}_seed{seed}"
     t0 = time.time()
     code = train.main([f"seed={seed}", f"workdir={workdir}",
                        "train.progress=none", *extra])
