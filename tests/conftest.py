@@ -13,7 +13,8 @@ def tiny_args(workdir, *extra):
           "train.steps=6", "train.log_every=1", "train.eval_every=0",
           "train.eval_batches=1", "train.progress=lines",
           "train.tensorboard=false", "checkpoint.every=3",
-          "optim.warmup_steps=2", f"workdir={workdir}", *extra]
+          "optim.warmup_steps=2", "routing.curriculum=[]", f"workdir={workdir}",
+          *extra]
 
 
 def read_jsonl(path):
