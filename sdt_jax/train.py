@@ -324,6 +324,7 @@ def train(cfg: Config, stream=None) -> int:
                   f"to {ckpts.directory}; rerun without it to resume")
         break
 
+  ckpts.wait()  # the final save is on disk before anything else can fail
   if code == 0 and step >= total_steps:
     final = run_eval(step)
     summary = _summary(cfg, final, last, first_loss, flops_total,
