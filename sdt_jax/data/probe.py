@@ -7,9 +7,10 @@ Each sequence (length S, ids below `alphabet + 1`):
 - the rest is a counting stream, x[t+1] = (x[t] + 1) mod alphabet, which the
   embedding and output head alone predict (no block needed): easy;
 - at random points (chance `hard_rate` per position) the stream is
-  interrupted by the query token Q = alphabet, and the token after Q is the
-  key from position 0; counting resumes from it. Predicting it means
-  attending back to position 0: hard.
+  interrupted by the query token Q = alphabet, and the token after Q is
+  (key + the token before Q) mod alphabet; counting resumes from it.
+  Predicting it means attending back to position 0 and to the previous
+  token, then adding: hard.
 
 A position is labelled hard when the token that *follows* it is the hard one
 (the Q positions), because the model processes the token at t to predict
