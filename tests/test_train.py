@@ -135,3 +135,15 @@ def test_bad_input_is_one_line(tmp_path, capsys, make_args, words):
   assert train.main(args) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and words in err, err
+
+
+def test_two_device_mesh_splits_the_batch(tmp_path):
+  wd = tmp_path / "run"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  proc = subprocess.run(
+      [sys.executable, "-m", "sdt_jax.train",
+       *tiny_args(wd, "train.steps=2", "checkpoint.every=0")],
+      capture_output=True, text=True, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "2 cpu device(s)" in proc.stderr
+  assert sorted(train_losses(wd)) == [1, 2]
