@@ -183,3 +183,169 @@ def routed_capacities(routing: RoutingConfig, n_routed: int,
 def tokens_for(capacity: float, seq_len: int) -> int:
   """k = ceil(capacity * S), robust to float round-off, clamped to [1, S]."""
   return max(1, min(seq_len, math.ceil(capacity * seq_len - 1e-9)))
+
+
+# -- the run's configuration: data, optimiser, loop, mesh, checkpoints -------
+
+SOURCES = ("probe", "text", "hf")
+SCHEDULES = ("cosine", "linear", "constant")
+PROGRESS = ("auto", "bar", "lines", "none")
+
+
+def _positive_int(key: str, value, zero_ok: bool = False) -> None:
+  low = 0 if zero_ok else 1
+  _require(isinstance(value, int) and not isinstance(value, bool)
+           and value >= low,
+           f"{key}={value!r} must be an integer >= {low}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where tokens come from and how they are batched.
+
+  `source`: `probe` (the built-in synthetic routing probe), `text` (local
+  UTF-8 files: globs, `${VARS}` expanded) or `hf` (a Hugging Face
+  `datasets` hub name or local directory). `tokenizer`: `bytes` or a path
+  to a `tokenizers` tokenizer.json. `batch_size` is global (all processes).
+  """
+  source: str = "probe"
+  tokenizer: str = "bytes"
+  train_files: tuple[str, ...] = ()
+  valid_files: tuple[str, ...] = ()
+  test_files: tuple[str, ...] = ()
+  valid_fraction: float = 0.05     # held-out tail when no valid files/split
+  hf_name: str = ""
+  hf_config: str = ""
+  hf_text_field: str = "text"
+  hf_train_split: str = "train"
+  hf_valid_split: str = "validation"
+  seq_len: int = 128
+  batch_size: int = 16
+  word_level: bool = False          # also report word-level perplexity
+  probe_alphabet: int = 16          # tokens of the probe's counting stream
+  probe_hard_rate: float = 0.1      # chance a position is followed by a query
+
+  def __post_init__(self):
+    _choice("data.source", self.source, SOURCES)
+    _require(isinstance(self.tokenizer, str) and self.tokenizer != "",
+             "data.tokenizer must be 'bytes' or a path to a tokenizer.json")
+    _positive_int("data.seq_len", self.seq_len)
+    _require(self.seq_len >= 2, f"data.seq_len={self.seq_len} must be >= 2")
+    _positive_int("data.batch_size", self.batch_size)
+    _require(0.0 <= self.valid_fraction < 1.0,
+             f"data.valid_fraction={self.valid_fraction!r} must be in [0, 1)")
+    _positive_int("data.probe_alphabet", self.probe_alphabet)
+    _require(2 <= self.probe_alphabet <= 254,
+             f"data.probe_alphabet={self.probe_alphabet} must be in [2, 254]")
+    _require(0.0 < self.probe_hard_rate < 0.5,
+             f"data.probe_hard_rate={self.probe_hard_rate!r} must be in "
+             "(0, 0.5)")
+    if self.source == "text":
+      _require(bool(self.train_files),
+               "data.train_files is empty; give a file, glob or list for "
+               "data.source=text")
+    if self.source == "hf":
+      _require(bool(self.hf_name),
+               "data.hf_name is empty; give a hub name or a local directory "
+               "for data.source=hf")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """AdamW with warmup and a decaying schedule, plus gradient clipping."""
+  lr: float = 3e-3
+  schedule: str = "cosine"
+  warmup_steps: int = 50
+  min_lr_ratio: float = 0.1        # final lr as a share of `lr`
+  weight_decay: float = 0.1
+  b1: float = 0.9
+  b2: float = 0.95
+  eps: float = 1e-8
+  grad_clip: float = 1.0           # global-norm clip; 0 disables it
+
+  def __post_init__(self):
+    _require(isinstance(self.lr, (int, float)) and self.lr > 0,
+             f"optim.lr={self.lr!r} must be positive")
+    _choice("optim.schedule", self.schedule, SCHEDULES)
+    _positive_int("optim.warmup_steps", self.warmup_steps, zero_ok=True)
+    _require(0.0 <= self.min_lr_ratio <= 1.0,
+             f"optim.min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1]")
+    _require(self.weight_decay >= 0,
+             f"optim.weight_decay={self.weight_decay!r} must be >= 0")
+    for key in ("b1", "b2"):
+      value = getattr(self, key)
+      _require(0.0 <= value < 1.0, f"optim.{key}={value!r} must be in [0, 1)")
+    _require(self.eps > 0, f"optim.eps={self.eps!r} must be positive")
+    _require(self.grad_clip >= 0,
+             f"optim.grad_clip={self.grad_clip!r} must be >= 0 (0 = off)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Length of the run, logging and evaluation cadence."""
+  steps: int = 300
+  log_every: int = 25
+  eval_every: int = 100            # 0: only at the end
+  eval_batches: int = 4
+  progress: str = "auto"           # bar on a terminal, plain lines otherwise
+  tensorboard: bool = True         # event files when a writer is installed
+  stop_at_step: int = 0            # save and stop here, as if preempted
+
+  def __post_init__(self):
+    _positive_int("train.steps", self.steps)
+    _positive_int("train.stop_at_step", self.stop_at_step, zero_ok=True)
+    _positive_int("train.log_every", self.log_every)
+    _positive_int("train.eval_every", self.eval_every, zero_ok=True)
+    _positive_int("train.eval_batches", self.eval_batches)
+    _choice("train.progress", self.progress, PROGRESS)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device mesh axes; -1 on one axis takes the remaining devices."""
+  data: int = -1
+  fsdp: int = 1
+  tensor: int = 1
+
+  def __post_init__(self):
+    sizes = (self.data, self.fsdp, self.tensor)
+    for key, value in zip(("data", "fsdp", "tensor"), sizes):
+      _require(isinstance(value, int) and (value >= 1 or value == -1),
+               f"mesh.{key}={value!r} must be a positive integer or -1")
+    _require(sizes.count(-1) <= 1, "only one mesh axis may be -1")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  """Orbax checkpoints under WORKDIR/checkpoints."""
+  every: int = 100                 # 0: only at the end and on a signal
+  keep: int = 3
+
+  def __post_init__(self):
+    _positive_int("checkpoint.every", self.every, zero_ok=True)
+    _positive_int("checkpoint.keep", self.keep)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs; presets and key=value overrides build it."""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  routing: RoutingConfig = dataclasses.field(default_factory=RoutingConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+  checkpoint: CheckpointConfig = dataclasses.field(
+      default_factory=CheckpointConfig)
+  workdir: str = "runs/tiny"
+  seed: int = 0
+
+  def __post_init__(self):
+    _require(isinstance(self.workdir, str) and self.workdir != "",
+             "workdir must be a non-empty path")
+    _positive_int("seed", self.seed, zero_ok=True)
+    check_compatible(self.model, self.routing)
+    _require(self.data.seq_len <= self.model.max_seq_len,
+             f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len="
+             f"{self.model.max_seq_len}; raise model.max_seq_len or lower "
+             "data.seq_len")
