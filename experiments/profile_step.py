@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import glob
 import os
 import re
@@ -66,9 +67,15 @@ def main() -> None:
   parser.add_argument("--seq", type=int, default=256)
   parser.add_argument("--calls", type=int, default=2)
   parser.add_argument("--top", type=int, default=25)
+  parser.add_argument("--capacity", type=float, default=None,
+                      help="override the routed model's capacity (1.0 "
+                      "isolates the routing overhead at equal FLOPs)")
   args = parser.parse_args()
   preset = bench.PRESETS[args.preset]
-  for name, routing in (("dense", bench.DENSE), ("routed", preset.routed)):
+  routed = preset.routed
+  if args.capacity is not None:
+    routed = dataclasses.replace(routed, capacity=args.capacity)
+  for name, routing in (("dense", bench.DENSE), ("routed", routed)):
     program, _ = bench.build(preset, routing, args.mode, args.batch, args.seq)
     totals = op_times(program, args.calls)
     labels = op_labels(program.compiled)
