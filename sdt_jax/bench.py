@@ -78,14 +78,23 @@ class Program:
   layers: Callable        # outputs -> average layers per token
 
 
+def _flat(tree) -> tuple[list, Callable]:
+  """Leaves of a pytree and the function that rebuilds it: the timed
+  programs take flat lists, so each call's Python dispatch stays small
+  (flattening an NNX state on every call is itself measurable)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return leaves, lambda leaves: jax.tree.unflatten(treedef, leaves)
+
+
 def forward_program(model, tokens_BxS) -> Program:
   graphdef, state = nnx.split(model)
+  leaves, rebuild = _flat(state)
 
-  def forward(state, tokens_BxS):
-    logits_BxSxV, stats = nnx.merge(graphdef, state)(tokens_BxS)
+  def forward(leaves, tokens_BxS):
+    logits_BxSxV, stats = nnx.merge(graphdef, rebuild(leaves))(tokens_BxS)
     return logits_BxSxV, stats.mean_layers
 
-  args = (state, tokens_BxS)
+  args = (leaves, tokens_BxS)
   return Program(jax.jit(forward).lower(*args).compile(), args, forward,
                  lambda args, out: args, lambda out: out[1])
 
@@ -94,18 +103,22 @@ def train_program(model, tokens_BxS, aux_weight: float) -> Program:
   """One AdamW step; parameters and optimizer state are donated."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx = optax.adamw(1e-3)
-  opt_state = tx.init(params)
+  params, rebuild_params = _flat(params)
+  rest, rebuild_rest = _flat(rest)
+  opt_state, rebuild_opt = _flat(tx.init(params))
 
   def loss_fn(params, tokens_BxS):
-    logits_BxSxV, stats = nnx.merge(graphdef, params, rest)(tokens_BxS)
+    model = nnx.merge(graphdef, rebuild_params(params), rebuild_rest(rest))
+    logits_BxSxV, stats = model(tokens_BxS)
     loss = next_token_loss(logits_BxSxV, tokens_BxS)[0]
     return loss + aux_weight * stats.aux_loss, stats.mean_layers
 
   def step(params, opt_state, tokens_BxS):
     (loss, layers), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         params, tokens_BxS)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, layers
+    updates, opt_state = tx.update(grads, rebuild_opt(opt_state), params)
+    return (optax.apply_updates(params, updates),
+            jax.tree.leaves(opt_state), loss, layers)
 
   args = (params, opt_state, tokens_BxS)
   compiled = jax.jit(step, donate_argnums=(0, 1)).lower(*args).compile()
