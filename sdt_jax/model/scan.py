@@ -27,4 +27,18 @@ def unrolled_layer_scans():
 
 
 def scan_layers(body, carry, xs):
+  """`jax.lax.scan(body, carry, xs)`; a scan of one trip is a plain call.
+
+  A one-trip loop still costs a while loop (carry copies, a loop test) and
+  the `depth` policy makes one scan per distinct capacity, often of one
+  block each: at small shapes that overhead was a visible part of a step.
+  """
+  if _length(xs) == 1:
+    carry, ys = body(carry, jax.tree.map(lambda a: a[0], xs))
+    return carry, jax.tree.map(lambda a: a[None], ys)
   return jax.lax.scan(body, carry, xs, unroll=True if _UNROLL.get() else 1)
+
+
+def _length(xs) -> int | None:
+  leaves = jax.tree.leaves(xs)
+  return leaves[0].shape[0] if leaves else None

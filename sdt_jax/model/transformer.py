@@ -21,7 +21,7 @@ from flax import nnx
 from sdt_jax.config import (ModelConfig, RoutingConfig, check_compatible,
                             routed_capacities, tokens_for)
 from sdt_jax.model import routing
-from sdt_jax.model.layers import block_update, rms_norm
+from sdt_jax.model.layers import block_update, linear, rms_norm
 from sdt_jax.model.scan import scan_layers
 
 ROUTING_MODES = ("topk", "causal")
@@ -146,7 +146,7 @@ class SparseDepthTransformer(nnx.Module):
                                            capacity, rng, update, dtype)
 
     h_BxSxD = rms_norm(x_BxSxD, self.final_norm[...])
-    logits = jnp.einsum("bsd,dv->bsv", h_BxSxD, self.head_DxV[...].astype(dtype))
+    logits = linear(h_BxSxD, self.head_DxV[...].astype(dtype))
     return logits.astype(jnp.float32), stats
 
   def _remat(self, body):
