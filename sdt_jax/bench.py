@@ -347,6 +347,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="forward, or train = one jitted AdamW step")
   parser.add_argument("--repeats", type=_positive_ints, default=[5],
                       metavar="N", help="timed calls per row after warm-up")
+  parser.add_argument("--unroll-layers", action="store_true",
+                      help="model.scan_layers=false for both models: the "
+                           "layer loop unrolled instead of scanned")
   parser.add_argument("--json", metavar="PATH", help="write rows as JSON")
   parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
   args = parser.parse_args(argv)
@@ -359,6 +362,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
   from tqdm import tqdm
   preset = PRESETS[args.preset]
+  if args.unroll_layers:
+    preset = dataclasses.replace(
+        preset, model=dataclasses.replace(preset.model, scan_layers=False))
   grid = [(b, s) for b in args.batch for s in args.seq]
   rows = []
   with tqdm(grid, desc=f"bench {args.preset} {args.mode}", unit="point",

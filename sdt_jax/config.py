@@ -49,6 +49,7 @@ class ModelConfig:
   dtype: str = "float32"         # compute dtype
   param_dtype: str = "float32"   # storage dtype of the parameters
   remat: str = "none"            # none | full (recompute all) | dots (keep matmul outputs)
+  scan_layers: bool = True       # False: unroll the layer loop (see model/scan.py)
 
   def __post_init__(self):
     for key in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len"):
@@ -66,6 +67,8 @@ class ModelConfig:
     _choice("model.dtype", self.dtype, DTYPES)
     _choice("model.param_dtype", self.param_dtype, DTYPES)
     _choice("model.remat", self.remat, REMAT)
+    _require(isinstance(self.scan_layers, bool),
+             f"model.scan_layers={self.scan_layers!r} must be true or false")
 
   @property
   def head_dim(self) -> int:

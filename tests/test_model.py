@@ -239,6 +239,16 @@ class OptionsTest(parameterized.TestCase):
     _, stats = model(random_tokens(15, 2, 16), capacity=0.25)
     np.testing.assert_allclose(stats.layer_fraction_R, 0.25)
 
+  @parameterized.parameters("mod", "depth")
+  def test_unrolled_layers_equal_scanned_layers(self, policy):
+    tokens = random_tokens(17, 2, 16)
+    out = {}
+    for scan in (True, False):
+      cfg = ModelConfig(**{**SMALL.__dict__, "scan_layers": scan})
+      model = make_model(cfg, policy=policy, route_every=1, capacity=0.5)
+      out[scan] = jax.jit(lambda t: model(t)[0])(tokens)
+    np.testing.assert_allclose(out[False], out[True], atol=1e-5)
+
   def test_bfloat16_compute_is_finite(self):
     cfg = ModelConfig(**{**SMALL.__dict__, "dtype": "bfloat16"})
     model = make_model(cfg, policy="mod", capacity=0.5)

@@ -139,7 +139,7 @@ class SparseDepthTransformer(nnx.Module):
       def dense_body(x, p):
         return x + update(p)(x, pos_BxS, None), None
       x_BxSxD, _ = scan_layers(self._remat(dense_body), x_BxSxD,
-                               self._blocks(dtype))
+                               self._blocks(dtype), unroll=not cfg.scan_layers)
       stats = _dense_stats(B, S, cfg.n_layers)
     else:
       x_BxSxD, stats = self._routed_layers(x_BxSxD, pos_BxS, routing_mode,
@@ -180,7 +180,7 @@ class SparseDepthTransformer(nnx.Module):
     for start, stop in _runs(ks):  # one scan per run of equal k
       xs = jax.tree.map(lambda a: a[start:stop], (blocks, routers, keys))
       carry, out = scan_layers(self._remat(functools.partial(body, k=ks[start])),
-                               carry, xs)
+                               carry, xs, unroll=not self.cfg.scan_layers)
       outs.append(out)
     sel_RxBxS, aux_R, agree_R = (jnp.concatenate(o) for o in zip(*outs))
 
