@@ -31,7 +31,7 @@ def scan_layers(body, carry, xs, *, unroll: bool = False):
 
   `unroll=True` (`model.scan_layers=false`) unrolls the loop: a longer
   compile, but no stacking of per-layer residuals into loop buffers, which
-  costs a CPU training step about a tenth of its time at bench sizes.
+  took 15-20% of a CPU training step at bench sizes (README, benchmarks).
 
   A one-trip loop still costs a while loop (carry copies, a loop test) and
   the `depth` policy makes one scan per distinct capacity, often of one
