@@ -102,6 +102,19 @@ def test_compiled_flops_fall_with_capacity():
   assert counts[0] > counts[1] > counts[2]
   dense = compiled_flops(_forward, _model(DENSE), tokens)
   assert counts[2] < 0.75 * dense
+  # At capacity 1 the routed model does the dense work plus a little routing.
+  assert 1.0 <= counts[0] / dense < 1.05
+
+
+def test_counting_copy_does_not_leak_into_later_traces():
+  """The unrolled trace is made in a context; programs traced after it
+  (even of the same function) keep their scans."""
+  model, tokens = _model(DENSE), _tokens(32)
+  fn = lambda t: model(t)[0]
+  before = raw_compiled_flops(fn, tokens)
+  compiled_flops(fn, tokens)
+  assert raw_compiled_flops(fn, tokens) == before
+  assert jax.jit(fn).lower(tokens).compile().cost_analysis()["flops"] == before
 
 
 def test_analytic_breakdown():
