@@ -25,7 +25,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import nnx
 

@@ -47,6 +47,16 @@ class Checkpoints:
     return self.manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
 
+  def latest_meta(self) -> dict | None:
+    """Metadata of the newest checkpoint whose metadata reads, or None.
+    (An unreadable checkpoint is reported by `restore_latest`.)"""
+    for step in reversed(self.steps()):
+      try:
+        return self.read_meta(step)
+      except Exception:
+        continue
+    return None
+
   def restore_latest(self, abstract_state, log=None, set_aside: bool = True):
     """(step, state, meta) of the newest readable checkpoint, or None when
     there is none. Unreadable ones are reported, skipped and (with

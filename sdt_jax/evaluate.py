@@ -33,8 +33,8 @@ from sdt_jax.data import DataError, ProbeBatches, eval_windows, load_corpus
 from sdt_jax.data.tokenizers import load_tokenizer
 from sdt_jax.model import SparseDepthTransformer
 from sdt_jax.optim import make_optimizer
-from sdt_jax.steps import init_state, make_eval_step, make_mesh, shardings
-from sdt_jax.steps import summarize
+from sdt_jax.steps import (evaluate_batches, init_state, make_eval_step,
+                           make_mesh, summarize)
 
 OPTIONS = {"workdir": str, "split": str, "routing_mode": str,
            "max_batches": int, "batch_size": int}
@@ -96,20 +96,10 @@ def load_run(workdir: str, data_overrides=()):
     steps = ckpts.steps()
     if not steps:
       raise CheckpointError(f"workdir {workdir} has no checkpoints to evaluate")
-    meta = None
-    for s in reversed(steps):
-      try:
-        meta = ckpts.read_meta(s)
-        break
-      except Exception:
-        continue
+    meta = ckpts.latest_meta()
     if meta is None:
       raise CheckpointError(f"no checkpoint in {directory} is readable")
-    tree = meta["config"]
-    for item in data_overrides:
-      key, _, value = item.partition("=")
-      configs._set_dotted(tree, key, configs._Raw(value))
-    cfg = configs.from_dict(tree)
+    cfg = configs.apply_overrides(meta["config"], data_overrides)
     tx, _ = make_optimizer(cfg.optim, cfg.train.steps)
     model = nnx.eval_shape(lambda: SparseDepthTransformer(
         cfg.model, cfg.routing, rngs=nnx.Rngs(0)))
@@ -125,7 +115,6 @@ def evaluate(argv) -> list[dict]:
   args = parse_args(argv)
   cfg, graphdef, params, step = load_run(args.workdir, args.data)
   mesh = make_mesh(cfg.mesh)
-  _, batch_sh = shardings(mesh)
   B = args.batch_size or cfg.data.batch_size
   S = cfg.data.seq_len
   n_bytes = n_words = None
@@ -134,12 +123,11 @@ def evaluate(argv) -> list[dict]:
                       batch_size=B, alphabet=cfg.data.probe_alphabet,
                       hard_rate=cfg.data.probe_hard_rate)
     n = args.max_batches or PROBE_BATCHES
-    batches = [(b["tokens"], np.ones_like(b["tokens"], bool), b["hard"])
-               for b in (next(it) for _ in range(n))]
+    batches = [next(it) for _ in range(n)]
     where = f"probe[{args.split}], {n} batches"
   else:
     corpus = load_corpus(cfg.data, args.split, load_tokenizer(cfg.data.tokenizer))
-    batches = [(t, m, np.zeros_like(m)) for t, m in
+    batches = [{"tokens": t, "mask": m} for t, m in
                eval_windows(corpus.tokens, S, B)]
     if args.max_batches:
       batches = batches[:args.max_batches]
@@ -149,15 +137,10 @@ def evaluate(argv) -> list[dict]:
 
   modes = ("causal", "topk") if args.routing_mode == "both" else (
       args.routing_mode,)
-  put = lambda x: jax.make_array_from_process_local_data(batch_sh, x)
   results = []
   for mode in modes:
-    fn = make_eval_step(graphdef, mesh, mode)
-    total = None
-    for tok, mask, hard in batches:
-      sums = jax.device_get(fn(params, put(tok), put(mask), put(hard)))
-      total = sums if total is None else {k: total[k] + sums[k] for k in sums}
-    total = {k: float(v) for k, v in total.items()}
+    total = evaluate_batches(make_eval_step(graphdef, mesh, mode), params,
+                             batches, mesh)
     rec = {"step": step, "split": args.split, **summarize(total, mode),
            "tokens": int(total["count"]), "source": "evaluate"}
     if n_bytes:

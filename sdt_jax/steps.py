@@ -147,3 +147,18 @@ def summarize(sums: dict, routing_mode: str) -> dict:
     out["hard_share"] = sums["routed_hard"] / max(sums["routed"], 1.0)
     out["hard_base_rate"] = sums["hard"] / max(sums["positions"], 1.0)
   return out
+
+
+def evaluate_batches(eval_step, params, batches, mesh: Mesh) -> dict:
+  """Summed eval statistics over batches of {"tokens", optional "mask" of
+  counted targets (default all), optional probe "hard" labels}."""
+  _, batch_sh = shardings(mesh)
+  put = lambda x: jax.make_array_from_process_local_data(batch_sh, x)
+  total = None
+  for b in batches:
+    tok = b["tokens"]
+    mask = b.get("mask", np.ones_like(tok, bool))
+    hard = b.get("hard", np.zeros_like(tok, bool))
+    sums = jax.device_get(eval_step(params, put(tok), put(mask), put(hard)))
+    total = sums if total is None else {k: total[k] + sums[k] for k in sums}
+  return {k: float(v) for k, v in total.items()}

@@ -14,7 +14,6 @@ Bad configuration or data ends the run with one line on stderr and exit 2.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -32,8 +31,9 @@ from sdt_jax.flops import compiled_flops
 from sdt_jax.logs import RunLog
 from sdt_jax.model import SparseDepthTransformer
 from sdt_jax.optim import make_optimizer
-from sdt_jax.steps import (init_state, make_eval_step, make_mesh,
-                           make_train_step, shardings, summarize, train_step)
+from sdt_jax.steps import (evaluate_batches, init_state, make_eval_step,
+                           make_mesh, make_train_step, shardings, summarize,
+                           train_step)
 
 USAGE = __doc__.split("\n\n")[0] + """
 
@@ -156,20 +156,6 @@ def _abstract(tree):
       tree)
 
 
-def evaluate_batches(eval_step, params, batches, mesh) -> dict:
-  """Summed eval statistics over fixed batches."""
-  _, batch_sh = shardings(mesh)
-  total = None
-  for b in batches:
-    tok = b["tokens"]
-    mask = b.get("mask", np.ones_like(tok, bool))
-    hard = b.get("hard", np.zeros_like(tok, bool))
-    put = lambda x: jax.make_array_from_process_local_data(batch_sh, x)
-    sums = jax.device_get(eval_step(params, put(tok), put(mask), put(hard)))
-    total = sums if total is None else {k: total[k] + sums[k] for k in sums}
-  return {k: float(v) for k, v in total.items()}
-
-
 def forward_flops_per_token(cfg: Config, routing: RoutingConfig) -> float:
   """Compiled forward FLOPs per token (top-k mode) of a model shaped like
   cfg.model with the given routing, counted on abstract arrays."""
@@ -205,14 +191,9 @@ def train(cfg: Config, stream=None) -> int:
                                cfg.checkpoint.keep)
   flops_total, start = 0.0, 0
   if ckpts.steps():
-    for s in reversed(ckpts.steps()):
-      try:
-        check_resume(ckpts.read_meta(s)["config"], cfg, workdir)
-        break
-      except ckpt_lib.CheckpointError:
-        raise
-      except Exception:  # unreadable metadata: restore_latest reports it
-        continue
+    saved = ckpts.latest_meta()
+    if saved is not None:
+      check_resume(saved["config"], cfg, workdir)
     restored = ckpts.restore_latest(_abstract(state), log=say)
     if restored is not None:
       start, state, meta = restored

@@ -63,7 +63,12 @@ def read_yaml(preset: str) -> dict:
 def load_config(preset: str | None = None,
                 overrides: Sequence[str] = ()) -> Config:
   """Preset (default `tiny`) + `key=value` overrides -> a checked Config."""
-  tree = read_yaml(preset or DEFAULT_PRESET)
+  return apply_overrides(read_yaml(preset or DEFAULT_PRESET), overrides)
+
+
+def apply_overrides(tree: dict, overrides: Sequence[str] = ()) -> Config:
+  """A checked Config from a nested dict and `key=value` overrides, each
+  value parsed against the type of the field it sets."""
   for item in overrides:
     key, sep, raw = item.partition("=")
     if not sep or not key:
