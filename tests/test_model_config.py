@@ -10,6 +10,13 @@ from sdt_jax.config import (ConfigError, ModelConfig, RoutingConfig,
 from sdt_jax.model import SparseDepthTransformer
 
 
+def _assert_one_line_error(cls, kwargs, key):
+  with pytest.raises(ConfigError) as err:
+    cls(**kwargs)
+  assert key in str(err.value)
+  assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("kwargs, key", [
     (dict(capacity=0.0), "routing.capacity=0.0 is outside (0, 1]"),
     (dict(capacity=1.5), "routing.capacity=1.5 is outside (0, 1]"),
@@ -24,10 +31,7 @@ from sdt_jax.model import SparseDepthTransformer
     (dict(curriculum=((0, 2.0),)), "routing.curriculum capacity at step 0=2.0"),
 ])
 def test_bad_routing_config(kwargs, key):
-  with pytest.raises(ConfigError) as err:
-    RoutingConfig(**kwargs)
-  assert key in str(err.value)
-  assert "\n" not in str(err.value)
+  _assert_one_line_error(RoutingConfig, kwargs, key)
 
 
 @pytest.mark.parametrize("kwargs, key", [
@@ -39,10 +43,7 @@ def test_bad_routing_config(kwargs, key):
     (dict(remat="sometimes"), "model.remat='sometimes' is unknown"),
 ])
 def test_bad_model_config(kwargs, key):
-  with pytest.raises(ConfigError) as err:
-    ModelConfig(**kwargs)
-  assert key in str(err.value)
-  assert "\n" not in str(err.value)
+  _assert_one_line_error(ModelConfig, kwargs, key)
 
 
 @pytest.mark.parametrize("routing, key", [
